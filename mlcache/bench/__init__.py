@@ -1,0 +1,1 @@
+"""Tools for benchmarking eviction policies on access traces (the ``mlcache bench`` CLI)."""
